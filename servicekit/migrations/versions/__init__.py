@@ -1,0 +1,1 @@
+"""Migration revisions, ``NNNN_<slug>.py``, one linear history (Alembic ignores this file)."""
