@@ -25,15 +25,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from scheduler_svc import schedules
 from scheduler_svc.model import timing_from_row
-from scheduler_svc.stats import MEMORY_USAGE, OWNED_SHARDS, WINDOW_SIZE, EngineStats
+from scheduler_svc.stats import MEMORY_USAGE, OWNED_SHARDS, TOTAL_ALARMS, WINDOW_SIZE, EngineStats
 from scheduler_svc.store import (
     ACTIVE,
     COMPLETED,
     LATE,
     MISSED,
     ON_TIME,
+    PAUSED,
     SKIPPED,
     AlarmAdvance,
     FireRow,
@@ -41,6 +44,7 @@ from scheduler_svc.store import (
     now_us,
 )
 from scheduler_svc.window import NOT_COMPUTED, Entry, Window
+from servicekit.metrics import record_pool_usage
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ ON_TIME_TOLERANCE_US = 1_000_000
 MAX_CATCH_UP_SCAN = 10_000
 LEASE_TTL_US = 15_000_000
 LOAD_CHUNK = 2000
+METRICS_INTERVAL_S = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +390,7 @@ class Engine:
     async def _load_loop(self) -> None:
         interval = max(self.config.lookahead_us / 3e6, 0.2)
         last_full = time.monotonic()
+        last_metrics = 0.0
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._reload_event.wait(), interval)
@@ -397,15 +403,25 @@ class Engine:
                 await self._extend_window(full=full)
                 if full:
                     last_full = time.monotonic()
-                with contextlib.suppress(Exception):
-                    import psutil
-
-                    MEMORY_USAGE.set(psutil.Process().memory_info().rss)
+                if time.monotonic() - last_metrics > METRICS_INTERVAL_S:
+                    await self._refresh_metrics()
+                    last_metrics = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("loading the window failed; retrying")
                 await asyncio.sleep(1.0)
+
+    async def _refresh_metrics(self) -> None:
+        """Gauges that cost a query; refreshed every METRICS_INTERVAL_S, never per fire."""
+        MEMORY_USAGE.set(psutil.Process().memory_info().rss)
+        _, in_use, maximum = self.store.db.pool_status()
+        record_pool_usage("scheduler", in_use, maximum)
+        if 0 in self.shards:  # one replica counts for the whole mesh
+            async with self.store.db.connect() as conn:
+                counts = await self.store.count_all_by_state(conn)
+            for state in (ACTIVE, PAUSED, COMPLETED):
+                TOTAL_ALARMS.labels(state.lower()).set(counts.get(state, 0))
 
     # ------------------------------------------------------------------ shard leases
 

@@ -274,6 +274,11 @@ class SchedulerStore:
         stmt = sa.select(sa.func.count()).select_from(alarms).where(alarms.c.lab == lab, *where)
         return int((await conn.execute(stmt)).scalar_one())
 
+    async def count_all_by_state(self, conn: AsyncConnection) -> dict[str, int]:
+        """Across every lab, for the process metrics (not for callers: they see their own lab only)."""
+        stmt = sa.select(alarms.c.state, sa.func.count()).group_by(alarms.c.state)
+        return {state: int(n) for state, n in await conn.execute(stmt)}
+
     async def count_by_state(self, conn: AsyncConnection, lab: str) -> dict[str, int]:
         stmt = sa.select(alarms.c.state, sa.func.count()).where(alarms.c.lab == lab).group_by(alarms.c.state)
         return {state: int(n) for state, n in await conn.execute(stmt)}

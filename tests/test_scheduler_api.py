@@ -267,3 +267,40 @@ async def test_interval_pause_resume_and_snooze(migrated_database_url: str) -> N
 
 async def _at_least(count, n: int) -> bool:
     return await count() >= n
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_prometheus_metrics_of_the_seed_and_of_lateness(migrated_database_url: str) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with scheduler_server(migrated_database_url, metrics_port=port) as h:
+        alarm = await h.stub.CreateAlarm(pb.CreateAlarmRequest(alarm=at_alarm(0.3)))
+
+        async def fired() -> bool:
+            return (await h.stub.GetAlarm(pb.GetAlarmRequest(name=alarm.name))).fire_count == 1
+
+        await wait_for(fired)
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                return response.read().decode()
+
+        async def refreshed() -> bool:
+            return 'alarm_scheduler_total_alarms{state="completed"}' in await asyncio.to_thread(scrape)
+
+        await wait_for(refreshed, timeout=20)
+        text = await asyncio.to_thread(scrape)
+        for name in ("alarm_scheduler_total_alarms", "alarm_scheduler_processing_time", "alarm_scheduler_memory_usage",
+                     "database_connection_pool_usage", "alarm_scheduler_fire_lateness_seconds_bucket",
+                     "alarm_scheduler_window_size", "alarm_scheduler_owned_shards"):
+            assert name in text, name
+        prefix = 'alarm_scheduler_fires_total{outcome="on_time"}'
+        on_time = [line for line in text.splitlines() if line.startswith(prefix)]
+        assert on_time and float(on_time[0].split()[-1]) >= 1
+        stats = await h.stub.GetSchedulerStats(pb.GetSchedulerStatsRequest())
+        assert stats.fires_on_time >= 1 and stats.completed_alarms == 1 and stats.window_capacity > 0
+        assert stats.memory_rss_bytes > 0 and stats.owned_shards
