@@ -262,7 +262,7 @@ class Engine:
         """Called after a committed create/update/pause/resume/snooze with the row (WINDOW_COLUMNS + state)."""
         if row.shard not in self.shards:
             return
-        if row.state != ACTIVE or row.next_due_us is None or row.next_due_us >= self.horizon_us:
+        if row.state != ACTIVE or row.next_due_us is None or row.next_due_us >= self._reach():
             self.window.remove(row.id)
             return
         self.window.put(entry_from_row(row))
@@ -282,6 +282,15 @@ class Engine:
         self._reload_event.set()
 
     # ------------------------------------------------------------------ firing
+
+    def _reach(self) -> int:
+        """How far ahead a written or advanced alarm is taken into the window directly.
+
+        Beyond the loaded horizon on purpose: a loader query that ran just before this write's commit has not
+        seen it, and the horizon it is about to set covers it, so comparing with the old horizon could lose the
+        alarm until the next full rescan. An entry a little early in the window costs nothing.
+        """
+        return max(self.horizon_us, now_us() + self.config.lookahead_us)
 
     def _wake(self) -> None:
         if self._wake_future is not None and not self._wake_future.done():
@@ -337,7 +346,7 @@ class Engine:
                 deliverable = row.outcome in (ON_TIME, LATE)
                 self.stats.record(row.outcome, row.fire_us - row.due_us if deliverable else None, wall)
             nxt = decision.next
-            if nxt is not None and nxt.due_us < self.horizon_us and entry.alarm_pk not in self.window:
+            if nxt is not None and nxt.due_us < self._reach() and entry.alarm_pk not in self.window:
                 fired = decision.advance.fired
                 successor = Entry(
                     alarm_pk=entry.alarm_pk, shard=entry.shard, lab=entry.lab, alarm_id=entry.alarm_id,
