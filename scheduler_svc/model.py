@@ -42,6 +42,18 @@ def schedule_to_json(schedule: Schedule) -> dict[str, Any]:
     raise TypeError(f"not a schedule: {schedule!r}")
 
 
+def schedule_json_text(schedule: Schedule) -> str:
+    """The stored JSON as text (for COPY), cheap for one-shots and cached for the schedules that repeat."""
+    if isinstance(schedule, AtSchedule):
+        return f'{{"at":{schedule.at_us}}}'
+    return _schedule_text(schedule)
+
+
+@functools.lru_cache(maxsize=65536)
+def _schedule_text(schedule: Schedule) -> str:
+    return json.dumps(schedule_to_json(schedule), separators=(",", ":"))
+
+
 @functools.lru_cache(maxsize=65536)
 def _schedule_from_key(key: str) -> Schedule:
     data = json.loads(key)

@@ -304,3 +304,36 @@ async def test_prometheus_metrics_of_the_seed_and_of_lateness(migrated_database_
         stats = await h.stub.GetSchedulerStats(pb.GetSchedulerStatsRequest())
         assert stats.fires_on_time >= 1 and stats.completed_alarms == 1 and stats.window_capacity > 0
         assert stats.memory_rss_bytes > 0 and stats.owned_shards
+
+
+async def test_import_alarms_is_all_or_nothing(migrated_database_url: str) -> None:
+    async with scheduler_server(migrated_database_url) as h:
+        def chunks(total: int, bad_index: int | None = None, name_at: dict[int, str] | None = None):
+            async def generate():
+                for start in range(0, total, 1000):
+                    alarms = []
+                    for i in range(start, min(total, start + 1000)):
+                        alarm = pb.Alarm(target=f"devices/d{i % 50}", labels={"batch": "b1"},
+                                         schedule=pb.Schedule(cron=pb.CronSchedule(expression="*/5 * * * *")))
+                        if i == bad_index:
+                            alarm.schedule.cron.expression = "not a cron"
+                        if name_at and i in name_at:
+                            alarm.name = name_at[i]
+                        alarms.append(alarm)
+                    yield pb.ImportAlarmsRequest(alarms=alarms)
+            return generate()
+
+        err = await expect_error(h.stub.ImportAlarms(chunks(5000, bad_index=3456)), grpc.StatusCode.INVALID_ARGUMENT)
+        assert "alarms[3456].schedule.cron.expression" in violated_fields(err)
+        assert (await h.stub.ListAlarms(pb.ListAlarmsRequest())).total_size == 0
+
+        result = await h.stub.ImportAlarms(chunks(5000, name_at={7: "alarms/named-one"}))
+        assert result.imported_count == 5000
+        listed = await h.stub.ListAlarms(pb.ListAlarmsRequest(filter='labels.batch = "b1"', page_size=10))
+        assert listed.total_size == 5000
+        named = await h.stub.GetAlarm(pb.GetAlarmRequest(name="alarms/named-one"))
+        assert named.schedule.cron.expression == "*/5 * * * *" and named.next_fire_time.seconds % 300 == 0
+
+        await expect_error(h.stub.ImportAlarms(chunks(2000, name_at={1500: "alarms/named-one"})),
+                           grpc.StatusCode.ALREADY_EXISTS)
+        assert (await h.stub.ListAlarms(pb.ListAlarmsRequest())).total_size == 5000
