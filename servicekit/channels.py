@@ -65,7 +65,7 @@ def open_channel(
     """
     chain: list[grpc.aio.ClientInterceptor] = []
     if lab is not None or default_timeout is not None:
-        chain.append(_CallDefaults(lab=validate_lab(lab) if lab is not None else None, timeout=default_timeout))
+        chain.extend(_call_defaults(lab=validate_lab(lab) if lab is not None else None, timeout=default_timeout))
     chain.extend(telemetry.client_interceptors())
     chain.extend(interceptors)
     merged = dict(CLIENT_OPTIONS)
@@ -73,13 +73,12 @@ def open_channel(
     return grpc.aio.insecure_channel(target, options=list(merged.items()), compression=compression, interceptors=chain)
 
 
-class _CallDefaults(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Fills in what a call did not set itself: the ``labmesh-lab`` metadata and, for unary responses, a deadline."""
+class _CallDefaults:
+    """Fills in what a call did not set itself: the ``labmesh-lab`` metadata and, for unary responses, a deadline.
+
+    grpc.aio files each interceptor under the first call kind it implements, so one class implementing all four
+    would only ever see unary-unary calls: :func:`_call_defaults` returns one instance per kind instead.
+    """
 
     def __init__(self, *, lab: str | None, timeout: float | None) -> None:
         self._lab = lab
@@ -96,14 +95,27 @@ class _CallDefaults(
             timeout = self._timeout
         return ClientCallDetails(details.method, timeout, metadata, details.credentials, details.wait_for_ready)
 
+
+class _UnaryUnaryDefaults(_CallDefaults, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         return await continuation(self._complete(client_call_details, unary_response=True), request)
 
+
+class _UnaryStreamDefaults(_CallDefaults, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         return await continuation(self._complete(client_call_details, unary_response=False), request)
 
+
+class _StreamUnaryDefaults(_CallDefaults, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
         return await continuation(self._complete(client_call_details, unary_response=True), request_iterator)
 
+
+class _StreamStreamDefaults(_CallDefaults, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
         return await continuation(self._complete(client_call_details, unary_response=False), request_iterator)
+
+
+def _call_defaults(*, lab: str | None, timeout: float | None) -> list[grpc.aio.ClientInterceptor]:
+    kinds = (_UnaryUnaryDefaults, _UnaryStreamDefaults, _StreamUnaryDefaults, _StreamStreamDefaults)
+    return [kind(lab=lab, timeout=timeout) for kind in kinds]

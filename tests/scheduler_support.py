@@ -45,7 +45,7 @@ class _LabStub:
         return call
 
 
-def test_settings(database_url: str, **overrides: Any) -> Settings:
+def settings_for(database_url: str, **overrides: Any) -> Settings:
     base = {"database_url": database_url, "address": "127.0.0.1:0", "lookahead": 5.0, "shutdown_grace": 2.0,
             "min_db_connections": 2, "max_db_connections": 10}
     base.update(overrides)
@@ -54,7 +54,7 @@ def test_settings(database_url: str, **overrides: Any) -> Settings:
 
 @contextlib.asynccontextmanager
 async def scheduler_server(database_url: str, port: int = 0, **overrides: Any) -> AsyncIterator[Harness]:
-    settings = test_settings(database_url, **overrides)
+    settings = settings_for(database_url, **overrides)
     draining = asyncio.Event()
     service = SchedulerService(settings, draining)
     host = ServiceHost([service], address=f"127.0.0.1:{port}", settings=settings, draining=draining)

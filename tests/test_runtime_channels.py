@@ -55,3 +55,21 @@ async def test_metrics_endpoint_serves_the_shared_series() -> None:
     assert 'database_connection_pool_usage{service="scheduler"} 0.25' in body
     assert 'labmesh_process_memory_bytes{kind="rss"}' in body
     server.shutdown()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_lab_is_added_to_streaming_calls_too(migrated_database_url: str) -> None:
+    """grpc.aio files an interceptor under one call kind only: each kind needs its own instance."""
+    from labmesh.scheduler.v1 import scheduler_pb2 as pb
+    from labmesh.scheduler.v1 import scheduler_pb2_grpc
+
+    from tests.scheduler_support import at_alarm, collect, scheduler_server
+
+    async with scheduler_server(migrated_database_url) as h, open_channel(h.address, lab="lab-x") as channel:
+        stream = scheduler_pb2_grpc.SchedulerServiceStub(channel).Fire(pb.FireRequest())
+        await stream.wait_for_connection()
+        await h.stub.CreateAlarm(pb.CreateAlarmRequest(alarm=at_alarm(0.3), alarm_id="in-default"))
+        await h.lab_channel("lab-x").CreateAlarm(pb.CreateAlarmRequest(alarm=at_alarm(0.6), alarm_id="in-lab-x"))
+        [event] = await collect(stream, 1)
+        stream.cancel()
+        assert event.alarm.name == "alarms/in-lab-x"  # the stream was scoped to lab-x by the channel

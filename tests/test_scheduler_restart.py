@@ -129,3 +129,47 @@ async def test_killed_scheduler_applies_each_misfire_policy_on_restart(migrated_
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+async def test_sigterm_drains_an_open_fire_stream_and_exits_cleanly(migrated_database_url: str, tmp_path) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from servicekit.errors import status_details
+
+    process, address = await start_scheduler(migrated_database_url, tmp_path)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = scheduler_pb2_grpc.SchedulerServiceStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            service = "labmesh.scheduler.v1.SchedulerService"
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=service))
+            first = await watch.read()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            stream = stub.Fire(pb.FireRequest(filter=pb.FireFilter(targets=["devices/x"])))
+            await stream.wait_for_connection()
+
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            process.send_signal(signal.SIGTERM)
+            statuses = []
+            try:
+                async for update in watch:
+                    statuses.append(update.status)
+                    if update.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                        break
+            except grpc.aio.AioRpcError:
+                pass
+            assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
+            try:
+                await stream.read()
+                raise AssertionError("the stream should have ended")
+            except grpc.aio.AioRpcError as err:
+                assert err.code() == grpc.StatusCode.UNAVAILABLE
+                info, _ = status_details(err)
+                assert info is not None and info.reason == "SHUTTING_DOWN"
+        code = await loop.run_in_executor(None, process.wait, 30)
+        assert code == 0
+        assert loop.time() - started < 10.0 + 5.0  # SHUTDOWN_GRACE (10 s) plus process teardown
+    finally:
+        if process.poll() is None:
+            process.kill()
