@@ -45,6 +45,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 import grpc.aio
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -210,6 +211,7 @@ class ServiceHost:
         reflection.enable_server_reflection(
             _unique([*self.service_names, *self._reflection_names, _HEALTH_SERVICE, reflection.SERVICE_NAME]),
             server,
+            pool=_MethodAwarePool(descriptor_pool.Default()),
         )
         health_names = self._all_health_names()
         for name in health_names:  # until the services have started, probes must not route traffic here
@@ -291,6 +293,33 @@ class ServiceHost:
 
     def _all_health_names(self) -> list[str]:
         return _unique(["", *self.service_names, *self._health_names])
+
+
+class _MethodAwarePool:
+    """The default descriptor pool, plus lookups of `Service.Method` symbols.
+
+    With protobuf's upb backend, `FindFileContainingSymbol` finds services, messages and fields but not methods,
+    so `grpcurl describe labmesh.scheduler.v1.SchedulerService.Fire` failed with "Symbol not found".
+    """
+
+    def __init__(self, pool: descriptor_pool.DescriptorPool) -> None:
+        self._pool = pool
+
+    def FindFileContainingSymbol(self, symbol: str) -> Any:
+        try:
+            return self._pool.FindFileContainingSymbol(symbol)
+        except KeyError:
+            service_name, _, method = symbol.rpartition(".")
+            try:
+                service = self._pool.FindServiceByName(service_name)
+            except KeyError:
+                raise KeyError(symbol) from None
+            if method not in service.methods_by_name:
+                raise KeyError(symbol) from None
+            return service.file
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
 
 
 def _unique(names: Iterable[str]) -> list[str]:
