@@ -4,6 +4,7 @@ occurrence follows its alarm's misfire policy, and the fire log says what happen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import re
@@ -152,13 +153,12 @@ async def test_sigterm_drains_an_open_fire_stream_and_exits_cleanly(migrated_dat
             started = loop.time()
             process.send_signal(signal.SIGTERM)
             statuses = []
-            try:
-                async for update in watch:
-                    statuses.append(update.status)
-                    if update.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                while not statuses or statuses[-1] != health_pb2.HealthCheckResponse.NOT_SERVING:
+                    update = await watch.read()
+                    if update is grpc.aio.EOF:
                         break
-            except grpc.aio.AioRpcError:
-                pass
+                    statuses.append(update.status)
             assert health_pb2.HealthCheckResponse.NOT_SERVING in statuses
             try:
                 await stream.read()
