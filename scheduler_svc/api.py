@@ -17,6 +17,7 @@ from labmesh.scheduler.v1 import scheduler_pb2_grpc
 from scheduler_svc.alarms import AlarmService, _dur, _ts
 from scheduler_svc.delivery import FireHub, fire_id
 from scheduler_svc.engine import Engine
+from scheduler_svc.stats import percentile
 from scheduler_svc.store import DeliveryStore, fires
 from servicekit import listing
 from servicekit.errors import InvalidArgument
@@ -127,6 +128,7 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
             memory_rss_bytes=psutil.Process().memory_info().rss,
             subscribers=self.hub.subscriber_count, consumer_groups=await self.deliveries.count_groups(),
             start_time=_ts(int(stats.start_time * 1e6)),
+            subscriber_stats=[_subscriber_stats(sub) for sub in self.hub.streams if sub.lab == lab],
         )
 
     # ------------------------------------------------------------------ fires
@@ -180,6 +182,15 @@ class SchedulerApi(scheduler_pb2_grpc.SchedulerServiceServicer):
         rows = await self.deliveries.list_fires(lab, where=where, group=group, after_seq=after, limit=size + 1)
         token = listing.encode_page_token(rows[size - 1].seq, query) if len(rows) > size else ""
         return pb.ListFiresResponse(fires=[_record(r, group) for r in rows[:size]], next_page_token=token)
+
+
+def _subscriber_stats(sub: Any) -> pb.SubscriberStats:
+    recent = sorted(sub.lateness_us)
+    return pb.SubscriberStats(
+        subscriber_id=sub.subscriber_id, consumer_group=sub.group, connect_time=_ts(sub.connect_us),
+        events_sent=sub.sent, buffered=len(sub.queue), lateness_p50=_dur(int(percentile(recent, 0.5))),
+        lateness_p99=_dur(int(percentile(recent, 0.99))),
+    )
 
 
 def _state_condition(state: str, group: str | None) -> Any:

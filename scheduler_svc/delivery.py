@@ -146,13 +146,28 @@ class FireFilter:
 class Subscriber:
     """One open stream's bounded buffer. `offer` never waits: it is called from the hub's dispatch loop."""
 
-    def __init__(self, lab: str | None, filter: FireFilter, capacity: int) -> None:
+    def __init__(self, lab: str | None, filter: FireFilter, capacity: int, *, subscriber_id: str = "",
+                 group: str = "") -> None:
         self.lab = lab
         self.filter = filter
         self.capacity = capacity
         self.queue: deque[tuple[FireItem, int]] = deque()
         self.ready = asyncio.Event()
         self.overflowed = False
+        self.subscriber_id = subscriber_id
+        self.group = group
+        self.connect_us = now_us()
+        self.sent = 0
+        self.lateness_us: deque[int] = deque(maxlen=1000)
+
+    def record_sent(self, batch: Sequence[tuple[FireItem, int]]) -> None:
+        """Per-subscriber delivery lateness (write time minus scheduled time), for GetSchedulerStats."""
+        now = now_us()
+        self.sent += len(batch)
+        for item, _ in batch:
+            late = max(0, now - item.due_us)
+            self.lateness_us.append(late)
+            DELIVERY_LATENESS.observe(late / 1e6)
 
     def offer(self, item: FireItem, attempt: int = 1) -> bool:
         if len(self.queue) >= self.capacity:
@@ -208,7 +223,10 @@ class FireHub:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._member_ids = itertools.count(1)
+        self._anonymous = itertools.count(1)
         self.instance = secrets.token_hex(4)
+        #: Every open stream (broadcast and group members), for per-subscriber stats.
+        self.streams: set[Subscriber] = set()
 
     async def start(self) -> None:
         async with self.store.db.connect() as conn:
@@ -227,6 +245,9 @@ class FireHub:
         """Wake-up from the local engine (or a notification from another replica)."""
         if seq > self.last_seq:
             self._wake.set()
+
+    def _name(self, subscriber_id: str) -> str:
+        return subscriber_id[:128] or f"anonymous-{next(self._anonymous)}"
 
     def new_member_id(self) -> str:
         """Unique across replicas and restarts: deliveries name the member they went to."""
@@ -317,8 +338,9 @@ class FireHub:
                 yield pb.FireResponse(events=[i.event for i in chunk])
                 sent_cursor = chunk[-1].event.cursor
             position = rows[-1].seq if len(rows) >= per_message * 10 else until
-        sub = Subscriber(lab, filt, self.buffer_size)
+        sub = Subscriber(lab, filt, self.buffer_size, subscriber_id=self._name(request.subscriber_id))
         self._register(sub)  # same step as the check above: no fire can slip between replay and live
+        self.streams.add(sub)
         SUBSCRIBERS.labels("broadcast").inc()
         try:
             while True:
@@ -338,11 +360,10 @@ class FireHub:
                     continue
                 yield pb.FireResponse(events=[item.event for item, _ in batch])
                 sent_cursor = batch[-1][0].event.cursor
-                now = now_us()
-                for item, _ in batch:
-                    DELIVERY_LATENESS.observe(max(0, now - item.due_us) / 1e6)
+                sub.record_sent(batch)
         finally:
             self._unregister(sub)
+            self.streams.discard(sub)
             SUBSCRIBERS.labels("broadcast").dec()
 
     async def _start_position(self, cursor: str) -> int:
@@ -372,6 +393,8 @@ class FireHub:
                                            max_attempts=request.max_attempts, cursor=request.cursor)
         per_message = _events_per_message(request.max_events_per_message)
         member, sub = dispatcher.add_member(self.buffer_size)
+        sub.subscriber_id = self._name(request.subscriber_id)
+        self.streams.add(sub)
         SUBSCRIBERS.labels("group").inc()
         try:
             while True:
@@ -384,8 +407,10 @@ class FireHub:
                 if not batch:
                     continue
                 yield pb.FireResponse(events=[item.with_attempt(attempt) for item, attempt in batch])
+                sub.record_sent(batch)
                 await dispatcher.delivered([item.seq for item, _ in batch])
         finally:
+            self.streams.discard(sub)
             SUBSCRIBERS.labels("group").dec()
             await dispatcher.remove_member(member)
 
@@ -487,7 +512,7 @@ class GroupDispatcher:
 
     def add_member(self, capacity: int) -> tuple[str, Subscriber]:
         member = self.hub.new_member_id()
-        sub = Subscriber(self.lab, self.filter, capacity)
+        sub = Subscriber(self.lab, self.filter, capacity, group=self.name)
         self.members[member] = sub
         self.wake.set()
         return member, sub

@@ -96,7 +96,7 @@ async def test_group_of_three_with_one_member_that_never_acknowledges(migrated_d
 
         async def member(name: str, ack: bool) -> None:
             request = pb.FireRequest(filter=pb.FireFilter(targets=[target]), consumer_group=group,
-                                     ack_deadline=dur(1.0), max_attempts=10)
+                                     ack_deadline=dur(1.0), max_attempts=10, subscriber_id=name)
             async for response in h.stub.Fire(request):
                 received[name].extend(response.events)
                 if ack:
@@ -114,6 +114,12 @@ async def test_group_of_three_with_one_member_that_never_acknowledges(migrated_d
             return len(page.fires) == 60
 
         await wait_for(all_acknowledged, timeout=60)
+        stats = await h.stub.GetSchedulerStats(pb.GetSchedulerStatsRequest())
+        streams = {s.subscriber_id: s for s in stats.subscriber_stats}
+        assert set(streams) == {"ack-1", "ack-2", "silent"}
+        assert all(s.consumer_group == group for s in streams.values())
+        assert sum(s.events_sent for s in streams.values()) >= 60
+        assert streams["silent"].events_sent > 0 and streams["ack-1"].lateness_p99.ToMicroseconds() >= 0
         for task in tasks:
             task.cancel()
         acked_ids = {e.fire_id for n in ("ack-1", "ack-2") for e in received[n]}

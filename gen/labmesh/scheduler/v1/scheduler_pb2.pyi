@@ -332,7 +332,7 @@ class GetSchedulerStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SchedulerStats(_message.Message):
-    __slots__ = ("instance_id", "total_alarms", "active_alarms", "paused_alarms", "completed_alarms", "shard_count", "owned_shards", "window_size", "window_capacity", "window_horizon", "fires_per_second_1m", "fires_on_time", "fires_late", "fires_missed", "fires_skipped", "lateness_p50", "lateness_p90", "lateness_p99", "lateness_max", "batch_processing_p50", "batch_processing_p99", "db_pool_size", "db_pool_in_use", "db_pool_max", "memory_rss_bytes", "subscribers", "consumer_groups", "start_time")
+    __slots__ = ("instance_id", "total_alarms", "active_alarms", "paused_alarms", "completed_alarms", "shard_count", "owned_shards", "window_size", "window_capacity", "window_horizon", "fires_per_second_1m", "fires_on_time", "fires_late", "fires_missed", "fires_skipped", "lateness_p50", "lateness_p90", "lateness_p99", "lateness_max", "batch_processing_p50", "batch_processing_p99", "db_pool_size", "db_pool_in_use", "db_pool_max", "memory_rss_bytes", "subscribers", "consumer_groups", "start_time", "subscriber_stats")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     TOTAL_ALARMS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_ALARMS_FIELD_NUMBER: _ClassVar[int]
@@ -361,6 +361,7 @@ class SchedulerStats(_message.Message):
     SUBSCRIBERS_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_GROUPS_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_STATS_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     total_alarms: int
     active_alarms: int
@@ -389,7 +390,26 @@ class SchedulerStats(_message.Message):
     subscribers: int
     consumer_groups: int
     start_time: _timestamp_pb2.Timestamp
-    def __init__(self, instance_id: _Optional[str] = ..., total_alarms: _Optional[int] = ..., active_alarms: _Optional[int] = ..., paused_alarms: _Optional[int] = ..., completed_alarms: _Optional[int] = ..., shard_count: _Optional[int] = ..., owned_shards: _Optional[_Iterable[int]] = ..., window_size: _Optional[int] = ..., window_capacity: _Optional[int] = ..., window_horizon: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fires_per_second_1m: _Optional[float] = ..., fires_on_time: _Optional[int] = ..., fires_late: _Optional[int] = ..., fires_missed: _Optional[int] = ..., fires_skipped: _Optional[int] = ..., lateness_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lateness_p90: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lateness_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lateness_max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., batch_processing_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., batch_processing_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., db_pool_size: _Optional[int] = ..., db_pool_in_use: _Optional[int] = ..., db_pool_max: _Optional[int] = ..., memory_rss_bytes: _Optional[int] = ..., subscribers: _Optional[int] = ..., consumer_groups: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    subscriber_stats: _containers.RepeatedCompositeFieldContainer[SubscriberStats]
+    def __init__(self, instance_id: _Optional[str] = ..., total_alarms: _Optional[int] = ..., active_alarms: _Optional[int] = ..., paused_alarms: _Optional[int] = ..., completed_alarms: _Optional[int] = ..., shard_count: _Optional[int] = ..., owned_shards: _Optional[_Iterable[int]] = ..., window_size: _Optional[int] = ..., window_capacity: _Optional[int] = ..., window_horizon: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., fires_per_second_1m: _Optional[float] = ..., fires_on_time: _Optional[int] = ..., fires_late: _Optional[int] = ..., fires_missed: _Optional[int] = ..., fires_skipped: _Optional[int] = ..., lateness_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lateness_p90: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lateness_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lateness_max: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., batch_processing_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., batch_processing_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., db_pool_size: _Optional[int] = ..., db_pool_in_use: _Optional[int] = ..., db_pool_max: _Optional[int] = ..., memory_rss_bytes: _Optional[int] = ..., subscribers: _Optional[int] = ..., consumer_groups: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subscriber_stats: _Optional[_Iterable[_Union[SubscriberStats, _Mapping]]] = ...) -> None: ...
+
+class SubscriberStats(_message.Message):
+    __slots__ = ("subscriber_id", "consumer_group", "connect_time", "events_sent", "buffered", "lateness_p50", "lateness_p99")
+    SUBSCRIBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_GROUP_FIELD_NUMBER: _ClassVar[int]
+    CONNECT_TIME_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_SENT_FIELD_NUMBER: _ClassVar[int]
+    BUFFERED_FIELD_NUMBER: _ClassVar[int]
+    LATENESS_P50_FIELD_NUMBER: _ClassVar[int]
+    LATENESS_P99_FIELD_NUMBER: _ClassVar[int]
+    subscriber_id: str
+    consumer_group: str
+    connect_time: _timestamp_pb2.Timestamp
+    events_sent: int
+    buffered: int
+    lateness_p50: _duration_pb2.Duration
+    lateness_p99: _duration_pb2.Duration
+    def __init__(self, subscriber_id: _Optional[str] = ..., consumer_group: _Optional[str] = ..., connect_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., events_sent: _Optional[int] = ..., buffered: _Optional[int] = ..., lateness_p50: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lateness_p99: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class FireRequest(_message.Message):
     __slots__ = ("filter", "consumer_group", "cursor", "max_events_per_message", "ack_deadline", "max_attempts", "subscriber_id")
