@@ -185,7 +185,7 @@ class AlarmService:
             try:
                 schedules.validate(timing)
             except schedules.ScheduleError as err:
-                v.add(f"{prefix}.{err.field}", str(err))
+                v.add(f"{prefix}.{err.field}", err.message)
                 timing = None
             if timing is not None and isinstance(schedule, schedules.AtSchedule) and schedule.at_us < now - grace_us:
                 v.add(f"{prefix}.schedule.at",

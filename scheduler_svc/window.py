@@ -8,6 +8,7 @@ stored alarms.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -38,8 +39,11 @@ class Entry:
 
 class Window:
     def __init__(self) -> None:
+        # (due, tie-breaker, entry): the counter keeps two items of the same alarm and due time (a stale one
+        # and its replacement) from ever comparing Entry objects.
         self._heap: list[tuple[int, int, Entry]] = []
         self._entries: dict[int, Entry] = {}
+        self._order = itertools.count()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -53,7 +57,7 @@ class Window:
     def put(self, entry: Entry) -> None:
         """Add or replace the alarm's entry."""
         self._entries[entry.alarm_pk] = entry
-        heapq.heappush(self._heap, (entry.due_us, entry.alarm_pk, entry))
+        heapq.heappush(self._heap, (entry.due_us, next(self._order), entry))
 
     def remove(self, alarm_pk: int) -> None:
         self._entries.pop(alarm_pk, None)
@@ -67,11 +71,11 @@ class Window:
 
     def _discard_stale(self) -> None:
         heap, entries = self._heap, self._entries
-        while heap and entries.get(heap[0][1]) is not heap[0][2]:
+        while heap and entries.get(heap[0][2].alarm_pk) is not heap[0][2]:
             heapq.heappop(heap)
         # Lazy deletion must not let the heap grow without bound under churn (pause/resume storms).
         if len(heap) > 4 * len(entries) + 1024:
-            self._heap = [(e.due_us, pk, e) for pk, e in entries.items()]
+            self._heap = [(e.due_us, next(self._order), e) for e in entries.values()]
             heapq.heapify(self._heap)
 
     def next_due(self) -> int | None:
@@ -83,7 +87,8 @@ class Window:
         out: list[Entry] = []
         heap, entries = self._heap, self._entries
         while heap and len(out) < limit:
-            due, pk, entry = heap[0]
+            due, _, entry = heap[0]
+            pk = entry.alarm_pk
             if entries.get(pk) is not entry:
                 heapq.heappop(heap)
                 continue

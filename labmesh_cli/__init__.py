@@ -1,0 +1,1 @@
+"""The ``labmesh`` command line (``labmesh --help``); entry point :func:`labmesh_cli.main.main`."""
