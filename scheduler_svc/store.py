@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from servicekit.db import Database, metadata
+from servicekit.db import Database, metadata, retry_conflicts
 
 ACTIVE, PAUSED, COMPLETED = "ACTIVE", "PAUSED", "COMPLETED"
 
@@ -631,6 +631,24 @@ class DeliveryStore:
         async with self.db.connect() as conn:
             return int((await conn.execute(sa.select(sa.func.count()).select_from(consumer_groups))).scalar_one())
 
+    def _in_seq_order(self, lab: str, group: str, *conditions: Any, skip_locked: bool = False,
+                      limit: int | None = None) -> Any:
+        """The group's delivery rows matching `conditions`, row-locked in seq order.
+
+        Every write to group_deliveries locks through this (or writes single rows in seq order), so concurrent
+        acks, redeliveries and delivery marks always take their locks in the same order and cannot deadlock.
+        """
+        select = (
+            sa.select(group_deliveries.c.seq)
+            .where(group_deliveries.c.lab == lab, group_deliveries.c.group_name == group, *conditions)
+            .order_by(group_deliveries.c.seq)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            select = select.with_for_update(skip_locked=skip_locked)
+        return sa.and_(group_deliveries.c.lab == lab, group_deliveries.c.group_name == group,
+                       group_deliveries.c.seq.in_(select.scalar_subquery()))
+
     async def claim(
         self, lab: str, group: str, claims: Sequence[tuple[int, str, int, str]], deadline_us: int
     ) -> set[int]:
@@ -644,12 +662,18 @@ class DeliveryStore:
         values = [
             dict(lab=lab, group_name=group, seq=seq, alarm_id=alarm_id, nominal_us=nominal, state=DELIVERED,
                  attempt=1, member=member, sent_us=now, deadline_us=deadline_us)
-            for seq, alarm_id, nominal, member in claims
+            for seq, alarm_id, nominal, member in sorted(claims)
         ]
         insert = (_pg_insert if self.is_postgres else _sqlite_insert)(group_deliveries)
-        async with self.db.begin() as conn:
-            result = await conn.execute(insert.on_conflict_do_nothing().returning(group_deliveries.c.seq), values)
-            return {r[0] for r in result}
+
+        async def work() -> set[int]:
+            async with self.db.begin() as conn:
+                result = await conn.execute(
+                    insert.on_conflict_do_nothing().returning(group_deliveries.c.seq), values
+                )
+                return {r[0] for r in result}
+
+        return await retry_conflicts(work)
 
     async def take_expired(
         self, lab: str, group: str, max_attempts: int, limit: int
@@ -657,101 +681,117 @@ class DeliveryStore:
         """Deliveries whose ack deadline passed: dead-letter those out of attempts, hand back the rest.
 
         Returns (rows to redeliver: seq, the attempt they will carry, the member that let them lapse; number
-        dead-lettered now). The rows are
-        marked with a short provisional deadline so another replica does not take them at the same time.
+        dead-lettered now). The rows are marked with a short provisional deadline so another replica does not
+        take them at the same time.
         """
-        now = now_us()
-        async with self.db.begin() as conn:
-            dead = await conn.execute(
-                group_deliveries.update()
-                .where(group_deliveries.c.lab == lab, group_deliveries.c.group_name == group,
-                       group_deliveries.c.state == DELIVERED, group_deliveries.c.deadline_us <= now,
-                       group_deliveries.c.attempt >= max_attempts)
-                .values(state=DEAD_LETTERED, deadline_us=None)
-            )
-            victims = (
-                sa.select(group_deliveries.c.seq)
-                .where(group_deliveries.c.lab == lab, group_deliveries.c.group_name == group,
-                       group_deliveries.c.state == DELIVERED, group_deliveries.c.deadline_us <= now)
-                .order_by(group_deliveries.c.seq)
-                .limit(limit)
-            )
-            if self.is_postgres:
-                victims = victims.with_for_update(skip_locked=True)
-            rows = list(await conn.execute(
-                group_deliveries.update()
-                .where(group_deliveries.c.lab == lab, group_deliveries.c.group_name == group,
-                       group_deliveries.c.seq.in_(victims.scalar_subquery()))
-                .values(attempt=group_deliveries.c.attempt + 1, deadline_us=now + 5_000_000)
-                .returning(group_deliveries.c.seq, group_deliveries.c.attempt, group_deliveries.c.member)
-            ))
-            return rows, dead.rowcount
+        due = (group_deliveries.c.state == DELIVERED, group_deliveries.c.deadline_us <= sa.bindparam("now"))
+
+        async def work() -> tuple[list[sa.Row], int]:
+            now = now_us()
+            async with self.db.begin() as conn:
+                dead = await conn.execute(
+                    group_deliveries.update()
+                    .where(self._in_seq_order(lab, group, *due, group_deliveries.c.attempt >= max_attempts,
+                                              skip_locked=True))
+                    .values(state=DEAD_LETTERED, deadline_us=None),
+                    {"now": now},
+                )
+                rows = list(await conn.execute(
+                    group_deliveries.update()
+                    .where(self._in_seq_order(lab, group, *due, skip_locked=True, limit=limit))
+                    .values(attempt=group_deliveries.c.attempt + 1, deadline_us=now + 5_000_000)
+                    .returning(group_deliveries.c.seq, group_deliveries.c.attempt, group_deliveries.c.member),
+                    {"now": now},
+                ))
+                return rows, dead.rowcount
+
+        return await retry_conflicts(work)
 
     async def assign(self, lab: str, group: str, assignments: Sequence[tuple[int, str]], deadline_us: int) -> None:
         """Record which member a (re)delivery went to and when it must be acknowledged."""
         if not assignments:
             return
         now = now_us()
-        async with self.db.begin() as conn:
-            await conn.execute(
-                group_deliveries.update()
-                .where(group_deliveries.c.lab == lab, group_deliveries.c.group_name == group,
-                       group_deliveries.c.seq == sa.bindparam("b_seq"))
-                .values(member=sa.bindparam("b_member"), sent_us=now, deadline_us=deadline_us),
-                [{"b_seq": seq, "b_member": member} for seq, member in assignments],
-            )
+        params = [{"b_seq": seq, "b_member": member} for seq, member in sorted(assignments)]  # locks in seq order
+
+        async def work() -> None:
+            async with self.db.begin() as conn:
+                await conn.execute(
+                    group_deliveries.update()
+                    .where(group_deliveries.c.lab == lab, group_deliveries.c.group_name == group,
+                           group_deliveries.c.seq == sa.bindparam("b_seq"))
+                    .values(member=sa.bindparam("b_member"), sent_us=now, deadline_us=deadline_us),
+                    params,
+                )
+
+        await retry_conflicts(work)
 
     async def mark_delivered(self, lab: str, group: str, seqs: Sequence[int]) -> None:
         if not seqs:
             return
-        async with self.db.begin() as conn:
-            await conn.execute(
-                group_deliveries.update()
-                .where(group_deliveries.c.lab == lab, group_deliveries.c.group_name == group,
-                       group_deliveries.c.seq.in_(list(seqs)))
-                .values(delivered_us=now_us())
-            )
+
+        async def work() -> None:
+            async with self.db.begin() as conn:
+                await conn.execute(
+                    group_deliveries.update()
+                    .where(self._in_seq_order(lab, group, group_deliveries.c.seq.in_(list(seqs))))
+                    .values(delivered_us=now_us())
+                )
+
+        await retry_conflicts(work)
 
     async def release_member(self, lab: str, group: str, member: str) -> None:
         """A member left: its unacknowledged fires become due for redelivery now, not at their deadline."""
-        async with self.db.begin() as conn:
-            await conn.execute(
-                group_deliveries.update()
-                .where(group_deliveries.c.lab == lab, group_deliveries.c.group_name == group,
-                       group_deliveries.c.member == member, group_deliveries.c.state == DELIVERED)
-                .values(deadline_us=now_us())
-            )
+        async def work() -> None:
+            async with self.db.begin() as conn:
+                await conn.execute(
+                    group_deliveries.update()
+                    .where(self._in_seq_order(lab, group, group_deliveries.c.member == member,
+                                              group_deliveries.c.state == DELIVERED))
+                    .values(deadline_us=now_us())
+                )
+
+        await retry_conflicts(work)
 
     async def acknowledge(self, lab: str, group: str, fires_: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """Acknowledge (alarm_id, nominal_us) pairs; returns the pairs that were outstanding and are now done."""
         if not fires_:
             return set()
-        now = now_us()
-        done: set[tuple[str, int]] = set()
-        async with self.db.begin() as conn:
-            for start in range(0, len(fires_), 500):
-                chunk = fires_[start : start + 500]
-                result = await conn.execute(
-                    group_deliveries.update()
-                    .where(group_deliveries.c.lab == lab, group_deliveries.c.group_name == group,
-                           group_deliveries.c.state == DELIVERED,
-                           sa.tuple_(group_deliveries.c.alarm_id, group_deliveries.c.nominal_us).in_(list(chunk)))
-                    .values(state=ACKNOWLEDGED, acked_us=now, deadline_us=None)
-                    .returning(group_deliveries.c.alarm_id, group_deliveries.c.nominal_us)
-                )
-                done.update((r[0], r[1]) for r in result)
-        return done
+
+        async def work() -> set[tuple[str, int]]:
+            now = now_us()
+            done: set[tuple[str, int]] = set()
+            async with self.db.begin() as conn:
+                for start in range(0, len(fires_), 500):
+                    chunk = list(fires_[start : start + 500])
+                    outstanding = (
+                        group_deliveries.c.state == DELIVERED,
+                        sa.tuple_(group_deliveries.c.alarm_id, group_deliveries.c.nominal_us).in_(chunk),
+                    )
+                    result = await conn.execute(
+                        group_deliveries.update()
+                        .where(self._in_seq_order(lab, group, *outstanding))
+                        .values(state=ACKNOWLEDGED, acked_us=now, deadline_us=None)
+                        .returning(group_deliveries.c.alarm_id, group_deliveries.c.nominal_us)
+                    )
+                    done.update((r[0], r[1]) for r in result)
+            return done
+
+        return await retry_conflicts(work)
 
     async def acknowledge_seqs(self, lab: str, group: str, seqs: Sequence[int]) -> int:
         """Acknowledge by log seq: for internal groups that read every lab, where alarm ids may repeat."""
-        async with self.db.begin() as conn:
-            result = await conn.execute(
-                group_deliveries.update()
-                .where(group_deliveries.c.lab == lab, group_deliveries.c.group_name == group,
-                       group_deliveries.c.state == DELIVERED, group_deliveries.c.seq.in_(list(seqs)))
-                .values(state=ACKNOWLEDGED, acked_us=now_us(), deadline_us=None)
-            )
-            return result.rowcount
+        async def work() -> int:
+            async with self.db.begin() as conn:
+                result = await conn.execute(
+                    group_deliveries.update()
+                    .where(self._in_seq_order(lab, group, group_deliveries.c.state == DELIVERED,
+                                              group_deliveries.c.seq.in_(list(seqs))))
+                    .values(state=ACKNOWLEDGED, acked_us=now_us(), deadline_us=None)
+                )
+                return result.rowcount
+
+        return await retry_conflicts(work)
 
     async def known_deliveries(self, lab: str, group: str, fires_: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         if not fires_:

@@ -30,9 +30,9 @@ import contextlib
 import importlib
 import importlib.resources
 import threading
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -75,6 +75,7 @@ metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 TABLE_MODULES: tuple[str, ...] = ("scheduler_svc.store", "device_svc.store", "sample_svc.store")
 
 Dialect = Literal["postgresql", "sqlite"]
+T = TypeVar("T")
 
 #: How long a SQLite connection waits for another process's write lock before failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -373,3 +374,40 @@ async def schema_diff(target: Database | str | URL, expected: sa.MetaData = meta
             return await conn.run_sync(compare)
     finally:
         await engine.dispose()
+
+
+# --------------------------------------------------------------------------------------------------- conflicts
+
+#: PostgreSQL's "try the transaction again" states: serialization_failure and deadlock_detected.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def is_retryable_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is a transaction the database aborted because of a concurrent one (safe to re-run)."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
+async def retry_conflicts(work: Callable[[], Awaitable[T]], *, attempts: int = 5) -> T:
+    """Run ``work`` (one whole transaction), again on a deadlock or serialization failure, with jittered backoff.
+
+    Stores order their row locks to avoid deadlocks; this is the safety net for orders they cannot control. A
+    conflict that outlasts the attempts becomes ``Aborted`` (retryable by the caller), never INTERNAL.
+    """
+    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+    from servicekit.errors import Aborted
+
+    try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(is_retryable_conflict), stop=stop_after_attempt(attempts),
+            wait=wait_random_exponential(multiplier=0.005, max=0.2), reraise=True,
+        ):
+            with attempt:
+                return await work()
+    except sa.exc.DBAPIError as err:
+        if is_retryable_conflict(err):
+            raise Aborted("the database aborted this write because of a concurrent one; retry",
+                          reason="CONCURRENT_WRITE") from None
+        raise
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -351,3 +351,35 @@ async def test_redis_prefix_keys_are_deleted_after_the_test(redis_url: str, redi
         assert await client.exists(_previous_redis_key[-1]) == 0
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_retry_conflicts_reruns_deadlocked_transactions_then_aborts(database: Database) -> None:
+    from servicekit.db import retry_conflicts
+    from servicekit.errors import Aborted
+
+    calls = 0
+
+    async def deadlocks_twice() -> str:
+        nonlocal calls
+        calls += 1
+        async with database.begin() as conn:
+            if calls <= 2:
+                await conn.execute(sa.text("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40P01'; END $$"))
+            return "done"
+
+    assert await retry_conflicts(deadlocks_twice) == "done" and calls == 3
+
+    async def always_deadlocks() -> None:
+        async with database.begin() as conn:
+            await conn.execute(sa.text("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40001'; END $$"))
+
+    with pytest.raises(Aborted):
+        await retry_conflicts(always_deadlocks, attempts=3)
+
+    async def other_error() -> None:
+        async with database.begin() as conn:
+            await conn.execute(sa.text("SELECT * FROM no_such_table"))
+
+    with pytest.raises(sa.exc.DBAPIError):
+        await retry_conflicts(other_error)
