@@ -342,11 +342,15 @@ class SchedulerStore:
         """
         if not advances:
             return CommitResult(set(), None)
-        async with self.db.begin() as conn:
-            await self._lock_fire_log(conn)
-            if self.is_postgres:
-                return await self._commit_fires_pg(conn, owner, advances, rows)
-            return await self._commit_fires_sqlite(conn, owner, advances, rows)
+
+        async def work() -> CommitResult:
+            async with self.db.begin() as conn:
+                await self._lock_fire_log(conn)
+                if self.is_postgres:
+                    return await self._commit_fires_pg(conn, owner, advances, rows)
+                return await self._commit_fires_sqlite(conn, owner, advances, rows)
+
+        return await retry_conflicts(work)
 
     async def _commit_fires_pg(
         self, conn: AsyncConnection, owner: str, advances: Sequence[AlarmAdvance], rows: Sequence[FireRow]
