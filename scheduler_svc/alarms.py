@@ -344,11 +344,10 @@ class AlarmService:
                     reason="ALARM_EXISTS", metadata={"name": f"alarms/{clash[0].alarm_id}"},
                 )
             try:
-                await self.store.insert_alarms(conn, fresh)
+                written = {r.alarm_id: r for r in await self.store.insert_alarms(conn, fresh)}
             except sa.exc.IntegrityError:
                 raise Aborted("a concurrent request created the same alarm or request_id; retry",
                               reason="CONCURRENT_CREATE") from None
-            written = {r.alarm_id: r for r in await self.store.get_alarms(conn, lab, [r["alarm_id"] for r in fresh])}
             await self.store.notify_alarms_changed(conn, self.engine.owner, [r.id for r in written.values()])
         result = []
         for row in rows:

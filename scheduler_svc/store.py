@@ -197,6 +197,53 @@ class CommitResult:
     last_seq: int | None  # highest fire-log seq written, for waking the stream tailers
 
 
+# One statement per batch of fires on PostgreSQL, built once. Its plan must not depend on table statistics (right
+# after a bulk import there are none, and a shard-driven join then scanned whole shards per batch): the alarms are
+# found by primary key (`a.id = ANY(...)`), and the lease fence is one array computed once per statement, timed by
+# the database clock.
+_COMMIT_FIRES_PG = sa.text(
+    """
+    WITH owned AS (
+        SELECT COALESCE(array_agg(shard), '{}') AS shards FROM shard_leases
+        WHERE owner = :owner AND expire_us > CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS bigint)
+    ), u AS (
+        SELECT * FROM unnest(CAST(:a_pk AS bigint[]), CAST(:a_expected AS bigint[]),
+                             CAST(:a_next AS bigint[]), CAST(:a_due AS bigint[]),
+                             CAST(:a_last AS bigint[]), CAST(:a_fired AS bigint[]), CAST(:a_state AS text[]))
+            AS u(alarm_pk, expected, next_fire_us, next_due_us, last_fire_us, fired, state)
+    ), upd AS (
+        UPDATE alarms a SET next_fire_us = u.next_fire_us, next_due_us = u.next_due_us,
+               last_fire_us = COALESCE(u.last_fire_us, a.last_fire_us),
+               fire_count = a.fire_count + u.fired, state = u.state,
+               update_us = CASE WHEN u.state <> a.state THEN :now ELSE a.update_us END
+        FROM u
+        WHERE a.id = ANY(CAST(:a_pk AS bigint[])) AND a.id = u.alarm_pk
+          AND a.state = 'ACTIVE' AND a.next_fire_us = u.expected
+          AND a.shard = ANY(CAST((SELECT shards FROM owned) AS integer[]))
+        RETURNING a.id, a.lab, a.alarm_id, a.target, a.owner_email, a.notify_owner, a.snapshot
+    ), f AS (
+        SELECT * FROM unnest(CAST(:f_pk AS bigint[]), CAST(:f_nominal AS bigint[]),
+                             CAST(:f_due AS bigint[]), CAST(:f_fire AS bigint[]),
+                             CAST(:f_outcome AS smallint[]), CAST(:f_reason AS text[]))
+            WITH ORDINALITY AS f(alarm_pk, nominal_us, due_us, fire_us, outcome, reason, ord)
+    ), ins AS (
+        INSERT INTO fires (lab, alarm_pk, alarm_id, target, owner_email, nominal_us, due_us, fire_us,
+                           outcome, reason, notify_owner, snapshot)
+        SELECT upd.lab, upd.id, upd.alarm_id, upd.target, upd.owner_email, f.nominal_us, f.due_us,
+               f.fire_us, f.outcome, f.reason, upd.notify_owner,
+               CASE WHEN f.outcome IN (1, 2) THEN upd.snapshot END
+        FROM f JOIN upd ON upd.id = f.alarm_pk
+        ORDER BY f.ord
+        ON CONFLICT ON CONSTRAINT uq_fires_occurrence DO NOTHING
+        RETURNING seq
+    )
+    SELECT (SELECT array_agg(id) FROM upd), m.seq,
+           pg_notify('labmesh_fires', COALESCE(CAST(m.seq AS text), ''))
+    FROM (SELECT max(seq) AS seq FROM ins) AS m
+    """
+)
+
+
 class SchedulerStore:
     """All SQL of the scheduler. Methods taking `lab` are the tenant-scoped API; the rest serve the engine."""
 
@@ -206,12 +253,12 @@ class SchedulerStore:
 
     # ---------------------------------------------------------------- alarms (tenant-scoped)
 
-    async def insert_alarms(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
-        """Insert rows (dicts of alarm columns); returns their ids in order."""
+    async def insert_alarms(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> list[sa.Row]:
+        """Insert rows (dicts of alarm columns); returns the stored rows in order (no second read)."""
         if not rows:
             return []
-        result = await conn.execute(alarms.insert().returning(alarms.c.id, sort_by_parameter_order=True), rows)
-        return [r[0] for r in result]
+        result = await conn.execute(alarms.insert().returning(*alarms.c, sort_by_parameter_order=True), rows)
+        return list(result)
 
     async def get_alarm(self, conn: AsyncConnection, lab: str, alarm_id: str) -> sa.Row | None:
         result = await conn.execute(sa.select(alarms).where(alarms.c.lab == lab, alarms.c.alarm_id == alarm_id))
@@ -312,15 +359,19 @@ class SchedulerStore:
     # ---------------------------------------------------------------- the engine's window and firing
 
     async def load_due(
-        self, conn: AsyncConnection, shards: Sequence[int], from_us: int | None, until_us: int, limit: int
+        self, conn: AsyncConnection, shards: Sequence[int], from_us: int | None, until_us: int, limit: int,
+        after: tuple[int, int] | None = None,
     ) -> list[sa.Row]:
-        """Active alarms of `shards` due before `until_us` (and at/after `from_us`), earliest first."""
+        """Active alarms of `shards` due before `until_us` (and at/after `from_us`), earliest first, one page:
+        `after` is the previous page's last (next_due_us, id)."""
         stmt = sa.select(*WINDOW_COLUMNS).where(
             alarms.c.state == ACTIVE, alarms.c.shard.in_(list(shards)), alarms.c.next_due_us < until_us
         )
         if from_us is not None:
             stmt = stmt.where(alarms.c.next_due_us >= from_us)
-        return list(await conn.execute(stmt.order_by(alarms.c.next_due_us).limit(limit)))
+        if after is not None:
+            stmt = stmt.where(sa.tuple_(alarms.c.next_due_us, alarms.c.id) > sa.tuple_(*after))
+        return list(await conn.execute(stmt.order_by(alarms.c.next_due_us, alarms.c.id).limit(limit)))
 
     async def load_window_row(self, conn: AsyncConnection, alarm_pk: int) -> sa.Row | None:
         stmt = sa.select(*WINDOW_COLUMNS, alarms.c.state).where(alarms.c.id == alarm_pk)
@@ -355,44 +406,6 @@ class SchedulerStore:
     async def _commit_fires_pg(
         self, conn: AsyncConnection, owner: str, advances: Sequence[AlarmAdvance], rows: Sequence[FireRow]
     ) -> CommitResult:
-        sql = sa.text(
-            """
-            WITH u AS (
-                SELECT * FROM unnest(CAST(:a_pk AS bigint[]), CAST(:a_expected AS bigint[]),
-                                     CAST(:a_next AS bigint[]), CAST(:a_due AS bigint[]),
-                                     CAST(:a_last AS bigint[]), CAST(:a_fired AS bigint[]), CAST(:a_state AS text[]))
-                    AS u(alarm_pk, expected, next_fire_us, next_due_us, last_fire_us, fired, state)
-            ), upd AS (
-                UPDATE alarms a SET next_fire_us = u.next_fire_us, next_due_us = u.next_due_us,
-                       last_fire_us = COALESCE(u.last_fire_us, a.last_fire_us),
-                       fire_count = a.fire_count + u.fired, state = u.state,
-                       update_us = CASE WHEN u.state <> a.state THEN :now ELSE a.update_us END
-                FROM u
-                WHERE a.id = u.alarm_pk AND a.state = 'ACTIVE' AND a.next_fire_us = u.expected
-                  AND EXISTS (SELECT 1 FROM shard_leases l
-                              WHERE l.shard = a.shard AND l.owner = :owner AND l.expire_us > :db_now)
-                RETURNING a.id, a.lab, a.alarm_id, a.target, a.owner_email, a.notify_owner, a.snapshot
-            ), f AS (
-                SELECT * FROM unnest(CAST(:f_pk AS bigint[]), CAST(:f_nominal AS bigint[]),
-                                     CAST(:f_due AS bigint[]), CAST(:f_fire AS bigint[]),
-                                     CAST(:f_outcome AS smallint[]), CAST(:f_reason AS text[]))
-                    WITH ORDINALITY AS f(alarm_pk, nominal_us, due_us, fire_us, outcome, reason, ord)
-            ), ins AS (
-                INSERT INTO fires (lab, alarm_pk, alarm_id, target, owner_email, nominal_us, due_us, fire_us,
-                                   outcome, reason, notify_owner, snapshot)
-                SELECT upd.lab, upd.id, upd.alarm_id, upd.target, upd.owner_email, f.nominal_us, f.due_us,
-                       f.fire_us, f.outcome, f.reason, upd.notify_owner,
-                       CASE WHEN f.outcome IN (1, 2) THEN upd.snapshot END
-                FROM f JOIN upd ON upd.id = f.alarm_pk
-                ORDER BY f.ord
-                ON CONFLICT ON CONSTRAINT uq_fires_occurrence DO NOTHING
-                RETURNING seq
-            )
-            SELECT (SELECT array_agg(id) FROM upd), m.seq,
-                   pg_notify('labmesh_fires', COALESCE(CAST(m.seq AS text), ''))
-            FROM (SELECT max(seq) AS seq FROM ins) AS m
-            """
-        )
         params = {
             "a_pk": [a.alarm_pk for a in advances],
             "a_expected": [a.expected_nominal_us for a in advances],
@@ -409,9 +422,8 @@ class SchedulerStore:
             "f_reason": [r.reason for r in rows],
             "owner": owner,
             "now": now_us(),
-            "db_now": await self._db_now(conn),
         }
-        advanced, last_seq, _ = (await conn.execute(sql, params)).one()
+        advanced, last_seq, _ = (await conn.execute(_COMMIT_FIRES_PG, params)).one()
         return CommitResult(set(advanced or ()), last_seq)
 
     async def _commit_fires_sqlite(
