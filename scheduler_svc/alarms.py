@@ -51,6 +51,8 @@ MAX_CATCH_UP_LIMIT = 10_000
 MAX_JITTER_US = 86_400_000_000
 MAX_LABELS = 64
 MAX_SKIPPED_RECORDS = 1000
+# Imports this large change the table enough that the planner's statistics must be refreshed at once.
+ANALYZE_AFTER_IMPORT = 10_000
 
 CATCH_UP_NAMES = {pb.CATCH_UP_SKIP: "SKIP", pb.CATCH_UP_LATEST: "LATEST", pb.CATCH_UP_ALL: "ALL"}
 CATCH_UP_VALUES = {v: k for k, v in CATCH_UP_NAMES.items()}
@@ -410,6 +412,8 @@ class AlarmService:
                                         reason="ALARM_EXISTS") from None
                 raise
             await self.store.notify_alarms_changed(conn, self.engine.owner, None)
+        if total >= ANALYZE_AFTER_IMPORT:
+            await self.store.analyze_alarms()
         self.engine.bulk_loaded()
         return total, time.perf_counter() - started
 

@@ -134,7 +134,7 @@ def decide(entry: Entry, fire_us: int) -> Decision:
         rows, fired, nxt = _catch_up(entry, fire_us)
     state = ACTIVE if nxt is not None else COMPLETED
     advance = AlarmAdvance(
-        alarm_pk=entry.alarm_pk, expected_nominal_us=entry.nominal_us,
+        alarm_pk=entry.alarm_pk, shard=entry.shard, expected_nominal_us=entry.nominal_us,
         next_fire_us=nxt.nominal_us if nxt else None, next_due_us=nxt.due_us if nxt else None,
         last_fire_us=fire_us if fired else None, fired=fired, state=state,
     )
@@ -233,6 +233,7 @@ class Engine:
 
     async def start(self) -> None:
         await self.store.ensure_shards(self.config.shard_count)
+        await self.store.analyze_alarms(only_if_never=True)
         # SQLite is embedded and single-process: a starting scheduler is the only one, so it takes over the
         # leases a crashed predecessor left instead of waiting for them to expire.
         await self._refresh_leases(steal=self.store.db.dialect == "sqlite")

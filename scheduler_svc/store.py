@@ -183,6 +183,7 @@ class AlarmAdvance:
     """How one alarm moves on after its batch: guarded by the nominal time the engine believed was next."""
 
     alarm_pk: int
+    shard: int
     expected_nominal_us: int
     next_fire_us: int | None
     next_due_us: int | None
@@ -197,16 +198,18 @@ class CommitResult:
     last_seq: int | None  # highest fire-log seq written, for waking the stream tailers
 
 
+_LOCK_FIRE_LOG_PG = sa.text(
+    "SELECT pg_advisory_xact_lock(7142001), set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
+
 # One statement per batch of fires on PostgreSQL, built once. Its plan must not depend on table statistics (right
-# after a bulk import there are none, and a shard-driven join then scanned whole shards per batch): the alarms are
-# found by primary key (`a.id = ANY(...)`), and the lease fence is one array computed once per statement, timed by
-# the database clock.
+# after ImportAlarms there are none) nor scale with the number of stored alarms: the batch drives primary-key
+# probes, and the lease fence is a one-time check (every shard of the batch is still leased to us, by the database
+# clock), which the planner evaluates once instead of folding a guess about it into the row estimates. An alarm's
+# shard never changes, so checking the batch's shards fences every row of it.
 _COMMIT_FIRES_PG = sa.text(
     """
-    WITH owned AS (
-        SELECT COALESCE(array_agg(shard), '{}') AS shards FROM shard_leases
-        WHERE owner = :owner AND expire_us > CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS bigint)
-    ), u AS (
+    WITH u AS (
         SELECT * FROM unnest(CAST(:a_pk AS bigint[]), CAST(:a_expected AS bigint[]),
                              CAST(:a_next AS bigint[]), CAST(:a_due AS bigint[]),
                              CAST(:a_last AS bigint[]), CAST(:a_fired AS bigint[]), CAST(:a_state AS text[]))
@@ -217,9 +220,11 @@ _COMMIT_FIRES_PG = sa.text(
                fire_count = a.fire_count + u.fired, state = u.state,
                update_us = CASE WHEN u.state <> a.state THEN :now ELSE a.update_us END
         FROM u
-        WHERE a.id = ANY(CAST(:a_pk AS bigint[])) AND a.id = u.alarm_pk
-          AND a.state = 'ACTIVE' AND a.next_fire_us = u.expected
-          AND a.shard = ANY(CAST((SELECT shards FROM owned) AS integer[]))
+        WHERE a.id = u.alarm_pk AND a.state = 'ACTIVE' AND a.next_fire_us = u.expected
+          AND (SELECT count(*) FROM shard_leases l
+               WHERE l.shard = ANY(CAST(:shards AS integer[])) AND l.owner = :owner
+                 AND l.expire_us > CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS bigint))
+              = cardinality(CAST(:shards AS integer[]))
         RETURNING a.id, a.lab, a.alarm_id, a.target, a.owner_email, a.notify_owner, a.snapshot
     ), f AS (
         SELECT * FROM unnest(CAST(:f_pk AS bigint[]), CAST(:f_nominal AS bigint[]),
@@ -344,6 +349,25 @@ class SchedulerStore:
         await self._lock_fire_log(conn)
         await conn.execute(stmt, values)
 
+    async def analyze_alarms(self, *, only_if_never: bool = False) -> None:
+        """Refresh the planner's statistics after a bulk load: COPY leaves none, and autovacuum may take minutes.
+
+        With `only_if_never`, only a table of some size that was never analysed (a scheduler starting on data
+        loaded by other means) is analysed.
+        """
+        if not self.is_postgres:
+            return
+        async with self.db.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            if only_if_never:
+                row = (await conn.execute(sa.text(
+                    "SELECT last_analyze IS NULL AND last_autoanalyze IS NULL AND n_live_tup > 10000 "
+                    "FROM pg_stat_user_tables WHERE relname = 'alarms'"
+                ))).first()
+                if not row or not row[0]:
+                    return
+            await conn.execute(sa.text("ANALYZE alarms"))
+
     async def notify_alarms_changed(self, conn: AsyncConnection, origin: str, alarm_pks: Sequence[int] | None) -> None:
         """Tell the other replicas (PostgreSQL NOTIFY, delivered on commit) which alarms changed; None = many."""
         if not self.is_postgres:
@@ -380,8 +404,11 @@ class SchedulerStore:
     async def _lock_fire_log(self, conn: AsyncConnection) -> None:
         # Fire-log seqs must commit in order, or a stream tailing `seq > cursor` could pass over a seq whose
         # transaction commits later. One transaction-scoped advisory lock serialises the (short) fire writes.
+        # In the same round trip, for this transaction only: plan the fire statement with the batch's actual
+        # arrays every time. A cached generic plan cannot see the batch size and chose to scan every active alarm
+        # per batch (100,000 fires took minutes instead of seconds).
         if self.is_postgres:
-            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7142001)"))
+            await conn.execute(_LOCK_FIRE_LOG_PG)
 
     async def commit_fires(
         self, owner: str, advances: Sequence[AlarmAdvance], rows: Sequence[FireRow]
@@ -421,6 +448,7 @@ class SchedulerStore:
             "f_outcome": [r.outcome for r in rows],
             "f_reason": [r.reason for r in rows],
             "owner": owner,
+            "shards": sorted({a.shard for a in advances}),
             "now": now_us(),
         }
         advanced, last_seq, _ = (await conn.execute(_COMMIT_FIRES_PG, params)).one()
