@@ -214,6 +214,7 @@ class FireHub:
         self.store = store
         self.buffer_size = buffer_size
         self.last_seq = 0
+        self._notified = 0
         # Fan-out index: subscribers filtering on targets are found by (lab, target); the rest by lab (None =
         # every lab, for internal consumers). A fire then touches only the streams it can match.
         self._by_target: dict[tuple[str | None, str], set[Subscriber]] = {}
@@ -243,6 +244,8 @@ class FireHub:
 
     def fires_committed(self, seq: int) -> None:
         """Wake-up from the local engine (or a notification from another replica)."""
+        if seq > self._notified:
+            self._notified = seq
         if seq > self.last_seq:
             self._wake.set()
 
@@ -264,16 +267,24 @@ class FireHub:
     async def _tail_loop(self) -> None:
         while True:
             # The safety poll covers fires committed by other replicas when no notification reached us.
-            with contextlib.suppress(asyncio.TimeoutError):
+            notified = True
+            try:
                 await asyncio.wait_for(self._wake.wait(), 1.0)
+            except TimeoutError:
+                notified = False
             self._wake.clear()
             try:
+                if not self._count:
+                    # No open stream here: nothing to read or decode. Keep the head current (new streams start
+                    # from it) and let the consumer groups, which read the log themselves, look.
+                    await self._advance_head(notified)
+                    continue
                 while True:
                     async with self.store.db.connect() as conn:
                         rows = await self.store.read_fires(conn, self.last_seq, TAIL_PAGE)
                     if not rows:
                         break
-                    self._dispatch([FireItem.from_row(r) for r in rows])
+                    self._dispatch(rows)
                     if len(rows) < TAIL_PAGE:
                         break
                     await asyncio.sleep(0)  # let the streams write between pages of a storm
@@ -283,15 +294,32 @@ class FireHub:
                 log.exception("tailing the fire log failed; retrying")
                 await asyncio.sleep(0.5)
 
-    def _dispatch(self, items: Sequence[FireItem]) -> None:
-        # Synchronous on purpose: last_seq and every subscriber buffer change in one step (see module doc).
+    async def _advance_head(self, notified: bool) -> None:
+        head = self._notified
+        if not notified:
+            async with self.store.db.connect() as conn:
+                head = max(head, (await self.store.log_bounds(conn))[1])
+        # A stream may have registered during the await above, at the old head: then the tail must read rows
+        # past it, not jump over them.
+        if head > self.last_seq and not self._count:
+            self.last_seq = head
+            for dispatcher in self._groups.values():
+                dispatcher.wake.set()
+
+    def _dispatch(self, rows: Sequence[Any]) -> None:
+        # Synchronous on purpose: last_seq and every subscriber buffer change in one step (see module doc). A
+        # fire is decoded only when some stream's index entry can match it.
         by_target, by_lab = self._by_target, self._by_lab
-        for item in items:
-            for sub in itertools.chain(by_target.get((item.lab, item.target), ()), by_lab.get(item.lab, ()),
-                                       by_lab.get(None, ())):
+        for row in rows:
+            candidates = [*by_target.get((row.lab, row.target), ()), *by_lab.get(row.lab, ()),
+                          *by_lab.get(None, ())]
+            if not candidates:
+                continue
+            item = FireItem.from_row(row)
+            for sub in candidates:
                 if sub.filter.matches(item):
                     sub.offer(item)
-        self.last_seq = items[-1].seq
+        self.last_seq = rows[-1].seq
         for dispatcher in self._groups.values():
             dispatcher.wake.set()
 
