@@ -152,7 +152,7 @@ class Subscriber:
         self.filter = filter
         self.capacity = capacity
         self.queue: deque[tuple[FireItem, int]] = deque()
-        self.ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self.overflowed = False
         self.subscriber_id = subscriber_id
         self.group = group
@@ -174,20 +174,32 @@ class Subscriber:
             if not self.overflowed:
                 self.overflowed = True
                 OVERFLOWS.inc()
-            self.ready.set()
+            self.wake()
             return False
         self.queue.append((item, attempt))
-        self.ready.set()
+        self.wake()
         return True
+
+    def wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until there is something to send, an overflow, or a drain (`wake`). One future, no tasks: thousands
+        of idle streams cost nothing while they wait."""
+        if self.queue or self.overflowed:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
     def room(self) -> int:
         return self.capacity - len(self.queue)
 
     def take(self, limit: int) -> list[tuple[FireItem, int]]:
-        out = [self.queue.popleft() for _ in range(min(limit, len(self.queue)))]
-        if not self.queue:
-            self.ready.clear()
-        return out
+        return [self.queue.popleft() for _ in range(min(limit, len(self.queue)))]
 
 
 def parse_cursor(cursor: str) -> int:
@@ -196,15 +208,6 @@ def parse_cursor(cursor: str) -> int:
                               violations={"cursor": "pass back the cursor of the last event you received"},
                               reason="INVALID_CURSOR")
     return int(cursor)
-
-
-async def _wait_any(*events: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
 
 
 class FireHub:
@@ -228,6 +231,7 @@ class FireHub:
         self.instance = secrets.token_hex(4)
         #: Every open stream (broadcast and group members), for per-subscriber stats.
         self.streams: set[Subscriber] = set()
+        self._drain_watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         async with self.store.db.connect() as conn:
@@ -237,10 +241,11 @@ class FireHub:
     async def stop(self) -> None:
         for dispatcher in list(self._groups.values()):
             await dispatcher.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._drain_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def fires_committed(self, seq: int) -> None:
         """Wake-up from the local engine (or a notification from another replica)."""
@@ -323,6 +328,18 @@ class FireHub:
         for dispatcher in self._groups.values():
             dispatcher.wake.set()
 
+    def _watch_draining(self, draining: asyncio.Event) -> None:
+        """One task per hub wakes every open stream when the server drains, so each can end cleanly."""
+        if self._drain_watch is not None:
+            return
+
+        async def watch() -> None:
+            await draining.wait()
+            for sub in list(self.streams):
+                sub.wake()
+
+        self._drain_watch = asyncio.create_task(watch(), name="fire-hub-drain")
+
     def _register(self, sub: Subscriber) -> None:
         self._count += 1
         if sub.filter.targets:
@@ -346,6 +363,7 @@ class FireHub:
     async def stream(
         self, lab: str, request: pb.FireRequest, draining: asyncio.Event
     ) -> AsyncIterator[pb.FireResponse]:
+        self._watch_draining(draining)
         if request.consumer_group:
             async for response in self._group_stream(lab, request, draining):
                 yield response
@@ -372,8 +390,8 @@ class FireHub:
         SUBSCRIBERS.labels("broadcast").inc()
         try:
             while True:
-                if not sub.queue:
-                    await _wait_any(sub.ready, draining)
+                if not sub.queue and not draining.is_set():
+                    await sub.wait()
                 if draining.is_set():
                     raise Unavailable("server is shutting down; reconnect and resume from your last cursor",
                                       reason="SHUTTING_DOWN", metadata={"cursor": sent_cursor})
@@ -426,8 +444,8 @@ class FireHub:
         SUBSCRIBERS.labels("group").inc()
         try:
             while True:
-                if not sub.queue:
-                    await _wait_any(sub.ready, draining)
+                if not sub.queue and not draining.is_set():
+                    await sub.wait()
                 if draining.is_set():
                     raise Unavailable("server is shutting down; reconnect: the group keeps its position",
                                       reason="SHUTTING_DOWN")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import math
 import secrets
@@ -29,7 +30,14 @@ import psutil
 
 from scheduler_svc import schedules
 from scheduler_svc.model import timing_from_row
-from scheduler_svc.stats import MEMORY_USAGE, OWNED_SHARDS, TOTAL_ALARMS, WINDOW_SIZE, EngineStats
+from scheduler_svc.stats import (
+    MEMORY_USAGE,
+    OWNED_SHARDS,
+    TOTAL_ALARMS,
+    WINDOW_SIZE,
+    EngineStats,
+    watch_gc_pauses,
+)
 from scheduler_svc.store import (
     ACTIVE,
     COMPLETED,
@@ -232,6 +240,7 @@ class Engine:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        watch_gc_pauses()
         await self.store.ensure_shards(self.config.shard_count)
         await self.store.analyze_alarms(only_if_never=True)
         # SQLite is embedded and single-process: a starting scheduler is the only one, so it takes over the
@@ -376,6 +385,7 @@ class Engine:
         shards = list(self.shards)
         after: tuple[int, int] | None = None
         horizon = target
+        loaded = 0
         while True:
             room = self.config.window_capacity - len(self.window)
             if room <= 0:
@@ -389,12 +399,18 @@ class Engine:
             for row in rows:
                 if row.id not in self.window:
                     self.window.put(entry_from_row(row))
+                    loaded += 1
             if len(rows) < min(room, LOAD_PAGE):
                 break
             after = (rows[-1].next_due_us, rows[-1].id)
             await asyncio.sleep(0)
         self.horizon_us = horizon
         WINDOW_SIZE.set(len(self.window))
+        if loaded >= LOAD_PAGE:
+            # The window's entries live until they fire and hold no reference cycles (refcounting frees them).
+            # Freezing them moves them out of the collector's sight: a full collection over a 100,000-entry
+            # window paused the fire loop for 50-85 ms (measured with python_gc_pause_seconds).
+            gc.freeze()
         self._wake()
 
     async def _reload_changed(self) -> None:

@@ -75,7 +75,7 @@ class Mailer:
         member, inbox = dispatcher.add_member(capacity=100)
         try:
             while True:
-                await inbox.ready.wait()
+                await inbox.wait()
                 for item, attempt in inbox.take(100):
                     await self._deliver(item, attempt)
         finally:

@@ -3,11 +3,15 @@ recent-sample reservoirs that GetSchedulerStats turns into percentiles."""
 
 from __future__ import annotations
 
+import gc
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
 
 TOTAL_ALARMS = Gauge("alarm_scheduler_total_alarms", "Alarms stored, by state (refreshed every stats poll)", ["state"])
 PROCESSING_TIME = Histogram(
@@ -25,7 +29,30 @@ FIRES = Counter("alarm_scheduler_fires", "Occurrences recorded, by outcome", ["o
 WINDOW_SIZE = Gauge("alarm_scheduler_window_size", "Alarms held in the in-memory lookahead window")
 OWNED_SHARDS = Gauge("alarm_scheduler_owned_shards", "Shards whose lease this instance holds")
 
+GC_PAUSE = Histogram(
+    "python_gc_pause_seconds", "Pauses of Python's cyclic garbage collector, by generation", ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+
 OUTCOME_NAMES = {1: "on_time", 2: "late", 3: "missed", 4: "skipped"}
+
+
+def watch_gc_pauses() -> None:
+    """Record every collection's pause: a full collection over a large window stalls the fire loop."""
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            pause = time.perf_counter() - started.pop()
+            GC_PAUSE.labels(str(info.get("generation", -1))).observe(pause)
+            if pause > 0.05:
+                log.warning("garbage collection (generation %s) paused the process for %.0f ms",
+                            info.get("generation"), pause * 1000)
+
+    if callback not in gc.callbacks:
+        gc.callbacks.append(callback)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
