@@ -115,6 +115,7 @@ def _shown_url(url: str) -> str:
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin at every start
 
 
 # ----------------------------------------------------------------------------------------------------- up
