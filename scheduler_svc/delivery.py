@@ -24,12 +24,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from labmesh.scheduler.v1 import scheduler_pb2 as pb
 from prometheus_client import Counter, Gauge, Histogram
 
-from scheduler_svc.store import FIRE_READ_COLUMNS, DeliveryStore, fires, now_us
+from scheduler_svc.store import DeliveryStore, now_us
 from servicekit.errors import FailedPrecondition, InvalidArgument, OutOfRange, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
@@ -608,9 +607,7 @@ class GroupDispatcher:
                 await asyncio.sleep(0.5)
 
     async def _items(self, seqs: Sequence[int]) -> dict[int, FireItem]:
-        async with self.hub.store.db.connect() as conn:
-            rows = await conn.execute(sa.select(*FIRE_READ_COLUMNS).where(fires.c.seq.in_(list(seqs))))
-            return {r.seq: FireItem.from_row(r) for r in rows}
+        return {r.seq: FireItem.from_row(r) for r in await self.hub.store.fires_by_seq(seqs)}
 
     async def _redeliver(self) -> None:
         room = sum(max(0, s.room()) for s in self.members.values())

@@ -36,7 +36,8 @@ from scheduler_svc.stats import (
     TOTAL_ALARMS,
     WINDOW_SIZE,
     EngineStats,
-    watch_gc_pauses,
+    engine_started,
+    engine_stopped,
 )
 from scheduler_svc.store import (
     ACTIVE,
@@ -236,11 +237,12 @@ class Engine:
         self._reload_event = asyncio.Event()
         self._started = asyncio.Event()
         self._full_rescan = False
+        self._owners = 1  # live scheduler instances, as counted at the last lease refresh
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        watch_gc_pauses()
+        engine_started()
         await self.store.ensure_shards(self.config.shard_count)
         await self.store.analyze_alarms(only_if_never=True)
         # SQLite is embedded and single-process: a starting scheduler is the only one, so it takes over the
@@ -256,6 +258,9 @@ class Engine:
         self._started.set()
 
     async def stop(self) -> None:
+        if self._started.is_set():
+            engine_stopped()
+            self._started.clear()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -462,8 +467,7 @@ class Engine:
     # ------------------------------------------------------------------ shard leases
 
     async def _refresh_leases(self, *, steal: bool = False) -> None:
-        owners_hint = max(1, getattr(self, "_owners", 1))
-        fair = math.ceil(self.config.shard_count / owners_hint)
+        fair = math.ceil(self.config.shard_count / self._owners)
         held, owners = await self.store.renew_and_claim(
             self.owner, self.config.lease_ttl_us, fair, self.config.shard_count, steal=steal
         )

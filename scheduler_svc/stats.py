@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -37,22 +38,35 @@ GC_PAUSE = Histogram(
 OUTCOME_NAMES = {1: "on_time", 2: "late", 3: "missed", 4: "skipped"}
 
 
-def watch_gc_pauses() -> None:
-    """Record every collection's pause: a full collection over a large window stalls the fire loop."""
-    started: list[float] = []
+_gc_started: list[float] = []
+_running_engines = 0  # a long pause is only worth a warning while an engine fires in this process
 
-    def callback(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            started.append(time.perf_counter())
-        elif started:
-            pause = time.perf_counter() - started.pop()
-            GC_PAUSE.labels(str(info.get("generation", -1))).observe(pause)
-            if pause > 0.05:
-                log.warning("garbage collection (generation %s) paused the process for %.0f ms",
-                            info.get("generation"), pause * 1000)
 
-    if callback not in gc.callbacks:
-        gc.callbacks.append(callback)
+def _on_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started.append(time.perf_counter())
+        return
+    if not _gc_started:
+        return
+    pause = time.perf_counter() - _gc_started.pop()
+    GC_PAUSE.labels(str(info.get("generation", -1))).observe(pause)
+    if pause > 0.05 and _running_engines and not sys.is_finalizing():
+        log.warning("garbage collection (generation %s) paused the process for %.0f ms",
+                    info.get("generation"), pause * 1000)
+
+
+def engine_started() -> None:
+    """Record every collection's pause from now on (once per process): a full collection over a large window
+    stalls the fire loop."""
+    global _running_engines
+    _running_engines += 1
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
+
+
+def engine_stopped() -> None:
+    global _running_engines
+    _running_engines = max(0, _running_engines - 1)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -652,6 +652,11 @@ class DeliveryStore:
             stmt = stmt.where(fires.c.target.in_(list(targets)))
         return list(await conn.execute(stmt.order_by(fires.c.seq).limit(limit)))
 
+    async def fires_by_seq(self, seqs: Sequence[int]) -> list[sa.Row]:
+        """Fire-log rows for a redelivery."""
+        async with self.db.connect() as conn:
+            return list(await conn.execute(sa.select(*FIRE_READ_COLUMNS).where(fires.c.seq.in_(list(seqs)))))
+
     # ------------------------------------------------------------------ groups
 
     async def get_group(self, conn: AsyncConnection, lab: str, name: str) -> sa.Row | None:
