@@ -87,7 +87,7 @@ async def main() -> None:
     ap.add_argument(
         "--analyze",
         action="store_true",
-        help="run ANALYZE alarms after the import (a workaround: the scheduler does not, see docs)",
+        help="run ANALYZE alarms after the import (the scheduler now does this itself after large imports)",
     )
     ap.add_argument("--keep-db", action="store_true")
     args = ap.parse_args()

@@ -335,22 +335,25 @@ class AlarmService:
             rows.append(self.row_for_create(lab, alarm_id, spec, first, now, request.request_id))
         v.raise_if_any(reason="INVALID_ALARM")
 
-        async with self.db.begin() as conn:
-            request_ids = [r["request_id"] for r in rows if r["request_id"]]
-            replay = await self.store.find_by_request_id(conn, lab, request_ids)
-            fresh = [r for r in rows if r["request_id"] not in replay]
-            clash = await self.store.get_alarms(conn, lab, [r["alarm_id"] for r in fresh])
+        request_ids = [r["request_id"] for r in rows if r["request_id"]]
+        try:
+            async with self.db.begin() as conn:
+                replay = await self.store.find_by_request_id(conn, lab, request_ids)
+                fresh = [r for r in rows if r["request_id"] not in replay]
+                # No look-up first: the unique constraint on (lab, alarm_id) decides, in the same round trip.
+                written = {r.alarm_id: r for r in await self.store.insert_alarms(conn, fresh)}
+                await self.store.notify_alarms_changed(conn, self.engine.owner, [r.id for r in written.values()])
+        except sa.exc.IntegrityError:
+            # Rolled back: tell the caller which constraint it was (a name taken, or a concurrent same request).
+            async with self.db.connect() as conn:
+                clash = await self.store.get_alarms(conn, lab, [r["alarm_id"] for r in rows])
             if clash:
                 raise AlreadyExists(
                     f"alarms/{clash[0].alarm_id} already exists",
                     reason="ALARM_EXISTS", metadata={"name": f"alarms/{clash[0].alarm_id}"},
-                )
-            try:
-                written = {r.alarm_id: r for r in await self.store.insert_alarms(conn, fresh)}
-            except sa.exc.IntegrityError:
-                raise Aborted("a concurrent request created the same alarm or request_id; retry",
-                              reason="CONCURRENT_CREATE") from None
-            await self.store.notify_alarms_changed(conn, self.engine.owner, [r.id for r in written.values()])
+                ) from None
+            raise Aborted("a concurrent request created the same alarm or request_id; retry",
+                          reason="CONCURRENT_CREATE") from None
         result = []
         for row in rows:
             stored = replay.get(row["request_id"]) if row["request_id"] in replay else written[row["alarm_id"]]

@@ -18,7 +18,7 @@ from scheduler_svc.alarms import AlarmService, _dur, _ts
 from scheduler_svc.delivery import FireHub, fire_id
 from scheduler_svc.engine import Engine
 from scheduler_svc.stats import percentile
-from scheduler_svc.store import DeliveryStore, fires
+from scheduler_svc.store import DeliveryStore, fires, group_deliveries
 from servicekit import listing
 from servicekit.errors import InvalidArgument
 from servicekit.tenancy import lab_of
@@ -194,8 +194,6 @@ def _subscriber_stats(sub: Any) -> pb.SubscriberStats:
 
 
 def _state_condition(state: str, group: str | None) -> Any:
-    from scheduler_svc.store import group_deliveries
-
     if state == "MISSED":
         return fires.c.outcome.in_((3, 4))
     if group is None:

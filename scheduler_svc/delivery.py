@@ -29,7 +29,8 @@ from labmesh.scheduler.v1 import scheduler_pb2 as pb
 from prometheus_client import Counter, Gauge, Histogram
 
 from scheduler_svc.store import DeliveryStore, now_us
-from servicekit.errors import FailedPrecondition, InvalidArgument, OutOfRange, ResourceExhausted, Unavailable
+from servicekit.errors import FailedPrecondition, InvalidArgument, OutOfRange, ResourceExhausted
+from servicekit.server import shutting_down
 
 log = logging.getLogger(__name__)
 
@@ -392,8 +393,7 @@ class FireHub:
                 if not sub.queue and not draining.is_set():
                     await sub.wait()
                 if draining.is_set():
-                    raise Unavailable("server is shutting down; reconnect and resume from your last cursor",
-                                      reason="SHUTTING_DOWN", metadata={"cursor": sent_cursor})
+                    raise shutting_down({"cursor": sent_cursor})
                 if sub.overflowed:
                     raise ResourceExhausted(
                         "this subscriber fell behind and its buffer overflowed; resume from the cursor in metadata",
@@ -446,8 +446,7 @@ class FireHub:
                 if not sub.queue and not draining.is_set():
                     await sub.wait()
                 if draining.is_set():
-                    raise Unavailable("server is shutting down; reconnect: the group keeps its position",
-                                      reason="SHUTTING_DOWN")
+                    raise shutting_down()  # the group keeps its position
                 batch = sub.take(per_message)
                 if not batch:
                     continue

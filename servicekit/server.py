@@ -39,7 +39,7 @@ import asyncio
 import logging
 import signal
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
@@ -103,11 +103,12 @@ class Service(Protocol):
         ...
 
 
-def shutting_down() -> Unavailable:
-    """The error a long-lived stream ends with when its server drains."""
+def shutting_down(metadata: Mapping[str, str] | None = None) -> Unavailable:
+    """The error a long-lived stream ends with when its server drains; `metadata` may carry where to resume."""
     return Unavailable(
         "server is shutting down; reconnect and resume from your last cursor",
         reason="SHUTTING_DOWN",
+        metadata=metadata,
         retry_after=1.0,
     )
 
